@@ -56,7 +56,8 @@ class TrainConfig:
     on_error: str = "skip"  # unreadable audio / bad rows: "skip" (log + count) or "raise"
     audio_cache: str | None = None  # pre-decoded audio cache folder
     compile: bool = False  # torch.compile the towers (GPU)
-    val_batch_size: int = 16
+    val_batch_size: int = 16  # segments per forward pass in validation
+    checkpoint_every_steps: int = 500  # also write last.ckpt every N optimiser steps (0: epochs only)
 
 
 def lr_at(epoch: float, cfg: TrainConfig) -> float:
