@@ -120,7 +120,8 @@ def _make_module(model, cfg: TrainConfig):
 
         def configure_optimizers(self):
             fused = torch.cuda.is_available() and self.device.type == "cuda"
-            return torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999),
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            return torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999),
                                      eps=1e-8, weight_decay=0.0, fused=fused or None)
 
         def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
