@@ -121,7 +121,11 @@ class DualEncoder(nn.Module):
     # text ----------------------------------------------------------------------------------
     def encode_text(self, captions: list[str]) -> Tensor:
         """Captions -> normalised [B, D]."""
-        return F.normalize(self.text_proj(self.text_encoder.encode(captions)).float(), dim=-1)
+        return self.project_text(self.text_encoder.encode(captions))
+
+    def project_text(self, features: Tensor) -> Tensor:
+        """Sentence features [B, T] -> normalised embeddings [B, D]."""
+        return F.normalize(self.text_proj(features).float(), dim=-1)
 
     def forward(
         self, wave: Tensor, lengths: Tensor, captions: list[str]

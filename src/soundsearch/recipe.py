@@ -28,8 +28,9 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     audio_init: str | None = None  # AudioSet weights for the audio tower: registry name or path
     text_init: bool = True  # load the text model's pre-trained weights (False: random, tests)
+    freeze_text: bool = False  # keep the text tower fixed (only its projection trains)
     init_from: str | None = None  # stage 2: a stage-1 checkpoint (our format) to start from
-    sources: list[str] = field(default_factory=lambda: ["clotho"])  # training data sources
+    sources: list[str] = field(default_factory=lambda: ["clotho:development"])  # kind:split
     val_source: str | None = "clotho"  # validation: ClothoV2 validation split
     val_split: str = "validation"
     leakage_ids: str | None = None  # CSV of Freesound ids to drop from training data

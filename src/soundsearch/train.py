@@ -106,6 +106,13 @@ def build_model(cfg: TrainConfig):
     return model.train()
 
 
+def apply_freezing(model, cfg: TrainConfig) -> None:
+    """``freeze_text``: the text tower keeps its weights and runs in eval mode (no dropout)."""
+    if cfg.freeze_text:
+        model.text_encoder.requires_grad_(False)
+        model.text_encoder.eval()
+
+
 def _make_module(model, cfg: TrainConfig):
     pl = _lightning()
     from soundsearch.loss import distributed_contrastive_loss
@@ -117,12 +124,17 @@ def _make_module(model, cfg: TrainConfig):
             super().__init__()
             self.model = model
             self._t0 = None
+            self._text_cache: dict[str, torch.Tensor] = {}
 
         def configure_optimizers(self):
             fused = torch.cuda.is_available() and self.device.type == "cuda"
             params = [p for p in self.model.parameters() if p.requires_grad]
             return torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999),
                                      eps=1e-8, weight_decay=0.0, fused=fused or None)
+
+        def on_train_epoch_start(self) -> None:
+            if cfg.freeze_text:
+                self.model.text_encoder.eval()  # Lightning switched everything to train()
 
         def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
             n = max(1, int(self.trainer.num_training_batches))
@@ -131,8 +143,21 @@ def _make_module(model, cfg: TrainConfig):
                 group["lr"] = lr
             self._t0 = time.perf_counter()
 
+        def _text(self, captions: list[str]) -> torch.Tensor:
+            """Text embeddings; a frozen tower's sentence features are computed once per caption."""
+            if not cfg.freeze_text:
+                return self.model.encode_text(captions)
+            missing = sorted({c for c in captions if c not in self._text_cache})
+            if missing:
+                with torch.no_grad():
+                    feats = self.model.text_encoder.encode(missing).float().cpu()
+                self._text_cache.update(zip(missing, feats))
+            feats = torch.stack([self._text_cache[c] for c in captions]).to(self.device)
+            return self.model.project_text(feats)
+
         def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-            a, t = self.model(batch["wave"], batch["lengths"], batch["captions"])
+            a = self.model.encode_audio(batch["wave"], batch["lengths"])
+            t = self._text(batch["captions"])
             loss = distributed_contrastive_loss(a, t, batch["audio_ids"], self.model.logit_scale)
             bs = len(batch["captions"])
             self.log("train/loss", loss, prog_bar=True, batch_size=bs)
@@ -301,6 +326,7 @@ def train(
         raise UserError(f"{len(dataset)} training pairs do not fill one batch of {cfg.batch_size}")
 
     model = build_model(cfg)
+    apply_freezing(model, cfg)
     if cfg.compile:
         model.audio_encoder.net = torch.compile(model.audio_encoder.net)
         model.text_encoder.model = torch.compile(model.text_encoder.model)
