@@ -174,3 +174,17 @@ def test_download_resumes_a_partial_file(tmp_path, monkeypatch):
         assert not (tmp_path / "file.pt.part").exists()
     finally:
         server.shutdown()
+
+
+def test_every_official_passt_layout_is_recognised(fixtures_dir):
+    """The shapes of each released PaSST file map back to its variant (no overrides needed)."""
+    import json
+
+    from soundsearch.importers import infer_passt
+
+    expected = {"passt_s_p16_s16_128_ap468": "passt-n", "passt_s_kd_p16_128_ap486": "passt-s",
+                "passt_l_kd_p16_128_ap47": "passt-l", "passt_20sec": "passt-s20", "passt_30sec": "passt-s30"}
+    shapes = json.loads((fixtures_dir / "passt_official_shapes.json").read_text())
+    for arch, variant in expected.items():
+        state = {k: torch.empty(v, device="meta") for k, v in shapes[arch].items()}
+        assert infer_passt(state) == (variant, {}), arch

@@ -127,20 +127,12 @@ def infer_passt(state: dict[str, Tensor]) -> tuple[str, dict[str, Any]]:
         raise CheckpointError(f"not a PaSST state dict: no {e.args[0]}") from e
     depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
     for name, cfg in PASST_VARIANTS.items():
-        grid = _grid(cfg)
-        if grid == (f_grid, t_grid) and cfg.depth == depth and cfg.embed_dim == dim:
+        if cfg.grid == (f_grid, t_grid) and cfg.depth == depth and cfg.embed_dim == dim:
             return name, {}
     for name, cfg in PASST_VARIANTS.items():  # same grid, other width/depth (small models)
-        if _grid(cfg) == (f_grid, t_grid):
+        if cfg.grid == (f_grid, t_grid):
             return name, {"depth": depth, "embed_dim": dim, "num_heads": max(1, dim // 64)}
     raise CheckpointError(f"PaSST grid {f_grid}x{t_grid} matches none of {list(PASST_VARIANTS)}")
-
-
-def _grid(cfg: Any) -> tuple[int, int]:
-    f, t = cfg.img_size
-    p = cfg.patch_size
-    sf, st = (cfg.stride, cfg.stride) if isinstance(cfg.stride, int) else cfg.stride
-    return (f - p) // sf + 1, (t - p) // st + 1
 
 
 # ----------------------------------------------------------------------------------------------

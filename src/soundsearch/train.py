@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,18 @@ def _validation_callback(cfg: TrainConfig, val_records: list, out: Path):
     return ValidationCallback()
 
 
+# Lightning warnings that are expected here: a frozen text tower is in eval mode on purpose, our
+# own last.ckpt is trusted when resuming, and a deprecation inside Lightning itself.
+_QUIET = (".*module\\(s\\) in eval mode.*", ".*weights_only.*", ".*LeafSpec.*")
+
+
+def _batches_per_epoch(cfg: TrainConfig, n: int) -> int:
+    limit = cfg.limit_train_batches
+    if isinstance(limit, float) and limit <= 1.0:
+        return max(1, int(n * limit))
+    return max(1, min(n, int(limit)))
+
+
 def resume_point(out: Path) -> Path | None:
     """The newest of ``last.ckpt`` (epoch ends, every N steps) and ``interrupted.ckpt``."""
     found = [p for p in (out / "last.ckpt", out / "interrupted.ckpt") if p.is_file()]
@@ -253,6 +266,15 @@ def _checkpoint_callback(out: Path, every_n_steps: int):
         def on_train_epoch_end(self, trainer, module) -> None:
             self._save(trainer)
 
+        def on_exception(self, trainer, module, exception: BaseException) -> None:
+            """Interrupted (Ctrl-C, a fatal data error): keep the progress of the current epoch."""
+            tmp = out / "interrupted.ckpt.tmp"
+            trainer.save_checkpoint(str(tmp))
+            if trainer.is_global_zero:
+                os.replace(tmp, out / "interrupted.ckpt")
+                log.warning("run stopped (%s); progress saved, continue with --resume",
+                            type(exception).__name__)
+
     return LastCheckpoint()
 
 
@@ -268,10 +290,10 @@ def _loggers(cfg: TrainConfig, out: Path) -> list:
     made = []
     for name in cfg.loggers:
         if name == "csv":
-            made.append(loggers.CSVLogger(str(out), name="logs", version=""))
+            made.append(loggers.CSVLogger(str(out), name="logs"))  # version_N per (resumed) run
         elif name == "tensorboard":
             try:
-                made.append(loggers.TensorBoardLogger(str(out), name="tb", version=""))
+                made.append(loggers.TensorBoardLogger(str(out), name="tb"))
             except ModuleNotFoundError:
                 log.warning("tensorboard not installed; skipping its logger")
         elif name == "wandb":
@@ -290,8 +312,6 @@ def train(
 ) -> Path:
     """Run the recipe; returns the output folder. ``resume`` continues from ``out/last.ckpt``."""
     pl = _lightning()
-    from lightning.pytorch.callbacks import OnExceptionCheckpoint
-
     from soundsearch.data.dataset import AudioCaptionDataset, make_loader
     from soundsearch.data.gpt import read_variations
 
@@ -334,7 +354,6 @@ def train(
     callbacks = [
         _validation_callback(cfg, val_records, out),
         _checkpoint_callback(out, every_n_steps=cfg.checkpoint_every_steps),
-        OnExceptionCheckpoint(dirpath=str(out), filename="interrupted"),
     ]
     accelerator = cfg.accelerator
     trainer = pl.Trainer(
@@ -350,10 +369,14 @@ def train(
         num_sanity_val_steps=0,
         enable_progress_bar=progress,
         enable_model_summary=False,
+        enable_checkpointing=False,  # our callbacks write best/last (ours) and last.ckpt
         default_root_dir=str(out),
-        log_every_n_steps=min(50, max(1, len(loader) // 2)),
+        log_every_n_steps=max(1, min(50, _batches_per_epoch(cfg, len(loader)) // 2)),
     )
-    trainer.fit(module, train_dataloaders=loader, ckpt_path=str(ckpt) if resume else None)
+    with warnings.catch_warnings():
+        for message in _QUIET:
+            warnings.filterwarnings("ignore", message=message)
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=str(ckpt) if resume else None)
     if dataset.failures:
         log.warning("%d unreadable audio files were skipped during training", dataset.failures)
     return out
