@@ -188,3 +188,19 @@ def test_every_official_passt_layout_is_recognised(fixtures_dir):
     for arch, variant in expected.items():
         state = {k: torch.empty(v, device="meta") for k, v in shapes[arch].items()}
         assert infer_passt(state) == (variant, {}), arch
+
+
+def test_panns_file_initialises_a_cnn10_tower(tmp_path):
+    """A PANNs-style file ({iteration, model, sampler with numpy state}) loads strictly into CNN10."""
+    import numpy as np
+
+    cnn = tiny_model(seed=7, audio_encoder="cnn10", audio_overrides={})
+    official = {k[len("audio_encoder.net."):]: v.clone() + 0.5 * v.is_floating_point()
+                for k, v in cnn.state_dict().items() if k.startswith("audio_encoder.net.")}
+    assert len(official) == 60
+    path = tmp_path / "Cnn10_mAP=0.380.pth"
+    torch.save({"iteration": 660000, "model": official,
+                "sampler": {"indexes": np.arange(5), "pointer": np.int64(3)}}, path)
+    load_audio_init(cnn, path)
+    state = cnn.state_dict()
+    assert all(torch.equal(state["audio_encoder.net." + k], v) for k, v in official.items())

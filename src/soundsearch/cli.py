@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"soundsearch {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"soundsearch {args.command}: interrupted; finished work is kept", file=sys.stderr)
         return 130

@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init-from", help="stage 2: start from this checkpoint (sets init_from)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe key (dotted for nested: model.text.name=bert-base-uncased)")
+    p.add_argument("--audio-encoder", help="audio tower (passt-n, passt-s, passt-l, passt-s20, "
+                   "passt-s30, cnn10, cnn14); sets model.audio_encoder and its AudioSet init")
     p.add_argument("--devices", help="devices to use (e.g. 4 GPUs: --devices 4)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved recipe and exit")
     p.set_defaults(func=run)
@@ -55,6 +57,14 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.init_from:
         overrides.append(f"init_from={json.dumps(args.init_from)}")
+    if args.audio_encoder:
+        from soundsearch.encoders import AUDIO_ENCODERS
+
+        if args.audio_encoder not in AUDIO_ENCODERS:
+            raise UserError(f"unknown audio encoder {args.audio_encoder!r}; choose one of {', '.join(AUDIO_ENCODERS)}")
+        overrides[:0] = [f"model.audio_encoder={json.dumps(args.audio_encoder)}",
+                         "model.audio_overrides={}",
+                         f"audio_init={json.dumps(args.audio_encoder + '-audioset')}"]
     if args.devices:
         overrides.append(f"devices={args.devices}")
     cfg = load_recipe(args.recipe, overrides)
