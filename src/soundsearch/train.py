@@ -338,6 +338,8 @@ def train(
         from soundsearch.data.cache import AudioCache
 
         cache = AudioCache(cfg.audio_cache)
+        # decode every file once, in parallel, before the first step (resumable: done files stay)
+        cache.build([r.path for r in records], workers=max(1, cfg.num_workers), progress=progress)
     dataset = AudioCaptionDataset(records, train=True, max_seconds=cfg.max_seconds, variations=variations,
                                   swap_p=cfg.gpt_swap_p, seed=cfg.seed, cache=cache, on_error=cfg.on_error)
     loader = make_loader(dataset, cfg.batch_size, num_workers=cfg.num_workers, seed=cfg.seed,
