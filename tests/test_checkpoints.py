@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import TINY_PASST, tiny_model
 
 from soundsearch import hub
 from soundsearch.checkpoints import load_model, model_identity, save_model
 from soundsearch.errors import CheckpointError
 from soundsearch.importers import load_audio_init
-
-from helpers import TINY_PASST, tiny_model
 
 SR = 32000
 
@@ -45,13 +44,28 @@ def test_round_trip_rebuilds_from_the_file_alone(model, tmp_path, monkeypatch):
 
 def _foreign_state(model, layout: str) -> dict:
     sd = model.state_dict()
-    take = lambda p: {k[len(p):]: v for k, v in sd.items() if k.startswith(p)}  # noqa: E731
+    take = lambda p: {k[len(p) :]: v for k, v in sd.items() if k.startswith(p)}
     if layout == "dcase2023":
-        audio, text, ap, tp = "audio_embedding_model.model.", "sentence_embedding_model.", "project_audio.0.", "project_sentence.0."
+        audio, text, ap, tp = (
+            "audio_embedding_model.model.",
+            "sentence_embedding_model.",
+            "project_audio.0.",
+            "project_sentence.0.",
+        )
     elif layout == "salsa":
-        audio, text, ap, tp = "audio_embedding_model.model.model.", "sentence_embedding_model.", "project_audio.0.", "project_sentence.0."
+        audio, text, ap, tp = (
+            "audio_embedding_model.model.model.",
+            "sentence_embedding_model.",
+            "project_audio.0.",
+            "project_sentence.0.",
+        )
     else:
-        audio, text, ap, tp = "audio_embedding_model.model.model._orig_mod.", "text_embedding_model._orig_mod.", "audio_projection.", "text_projection."
+        audio, text, ap, tp = (
+            "audio_embedding_model.model.model._orig_mod.",
+            "text_embedding_model._orig_mod.",
+            "audio_projection.",
+            "text_projection.",
+        )
     out = {audio + k: v for k, v in take("audio_encoder.net.").items()}
     out.update({text + k: v for k, v in take("text_encoder.model.").items()})
     out.update({ap + k: v for k, v in take("audio_proj.").items()})
@@ -67,8 +81,16 @@ def _foreign_state(model, layout: str) -> dict:
 @pytest.mark.parametrize("layout", ["dcase2023", "salsa", "dcase2025"])
 def test_lightning_layouts_import_exactly(model, tmp_path, layout, minilm_path):
     path = tmp_path / f"{layout}.ckpt"
-    torch.save({"state_dict": _foreign_state(model, layout), "epoch": 7, "global_step": 100,
-                "pytorch-lightning_version": "2.1.0", "hyper_parameters": {"initial_tau": 0.03}}, path)
+    torch.save(
+        {
+            "state_dict": _foreign_state(model, layout),
+            "epoch": 7,
+            "global_step": 100,
+            "pytorch-lightning_version": "2.1.0",
+            "hyper_parameters": {"initial_tau": 0.03},
+        },
+        path,
+    )
     imported = load_model(path, text_model=minilm_path, audio_overrides={"num_heads": 4})
     assert imported.config.audio_encoder == "passt-n"
     assert imported.config.audio_overrides["depth"] == TINY_PASST["depth"]
@@ -110,8 +132,11 @@ def test_foreign_checkpoint_needs_a_text_model(model, tmp_path):
 
 
 def test_passt_audioset_file_initialises_the_audio_tower(model, tmp_path):
-    raw = {k[len("audio_encoder.net."):]: v.clone() for k, v in model.state_dict().items()
-           if k.startswith("audio_encoder.net.")}
+    raw = {
+        k[len("audio_encoder.net.") :]: v.clone()
+        for k, v in model.state_dict().items()
+        if k.startswith("audio_encoder.net.")
+    }
     path = tmp_path / "passt-audioset.pt"
     torch.save(raw, path)
     fresh = tiny_model(seed=5)
@@ -128,8 +153,14 @@ def test_registry_and_offline_messages(tmp_path, monkeypatch):
     monkeypatch.setenv("SOUNDSEARCH_CACHE", str(tmp_path))
     assert hub.cache_dir() == tmp_path
     salsa = hub.entry("salsa-passt-roberta")
-    assert len(salsa.urls) == 5 and all(u.endswith(f"passt_roberta.{i}.ckpt") for i, u in enumerate(salsa.urls, 1))
-    assert hub.entry("passt-n-audioset").urls[0].endswith("v0.0.2-audioset/passt-s-f128-p16-s16-ap.468.pt")
+    assert len(salsa.urls) == 5 and all(
+        u.endswith(f"passt_roberta.{i}.ckpt") for i, u in enumerate(salsa.urls, 1)
+    )
+    assert (
+        hub.entry("passt-n-audioset")
+        .urls[0]
+        .endswith("v0.0.2-audioset/passt-s-f128-p16-s16-ap.468.pt")
+    )
     with pytest.raises(CheckpointError, match="soundsearch models download passt-n-audioset"):
         hub.resolve("passt-n-audioset")
     with pytest.raises(CheckpointError, match="not a known checkpoint name"):
@@ -147,7 +178,7 @@ def test_download_resumes_a_partial_file(tmp_path, monkeypatch):
     seen_ranges = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             rng = self.headers.get("Range")
             seen_ranges.append(rng)
             start = int(rng.split("=")[1].rstrip("-")) if rng else 0
@@ -182,8 +213,13 @@ def test_every_official_passt_layout_is_recognised(fixtures_dir):
 
     from soundsearch.importers import infer_passt
 
-    expected = {"passt_s_p16_s16_128_ap468": "passt-n", "passt_s_kd_p16_128_ap486": "passt-s",
-                "passt_l_kd_p16_128_ap47": "passt-l", "passt_20sec": "passt-s20", "passt_30sec": "passt-s30"}
+    expected = {
+        "passt_s_p16_s16_128_ap468": "passt-n",
+        "passt_s_kd_p16_128_ap486": "passt-s",
+        "passt_l_kd_p16_128_ap47": "passt-l",
+        "passt_20sec": "passt-s20",
+        "passt_30sec": "passt-s30",
+    }
     shapes = json.loads((fixtures_dir / "passt_official_shapes.json").read_text())
     for arch, variant in expected.items():
         state = {k: torch.empty(v, device="meta") for k, v in shapes[arch].items()}
@@ -195,12 +231,21 @@ def test_panns_file_initialises_a_cnn10_tower(tmp_path):
     import numpy as np
 
     cnn = tiny_model(seed=7, audio_encoder="cnn10", audio_overrides={})
-    official = {k[len("audio_encoder.net."):]: v.clone() + 0.5 * v.is_floating_point()
-                for k, v in cnn.state_dict().items() if k.startswith("audio_encoder.net.")}
+    official = {
+        k[len("audio_encoder.net.") :]: v.clone() + 0.5 * v.is_floating_point()
+        for k, v in cnn.state_dict().items()
+        if k.startswith("audio_encoder.net.")
+    }
     assert len(official) == 60
     path = tmp_path / "Cnn10_mAP=0.380.pth"
-    torch.save({"iteration": 660000, "model": official,
-                "sampler": {"indexes": np.arange(5), "pointer": np.int64(3)}}, path)
+    torch.save(
+        {
+            "iteration": 660000,
+            "model": official,
+            "sampler": {"indexes": np.arange(5), "pointer": np.int64(3)},
+        },
+        path,
+    )
     load_audio_init(cnn, path)
     state = cnn.state_dict()
     assert all(torch.equal(state["audio_encoder.net." + k], v) for k, v in official.items())

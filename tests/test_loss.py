@@ -46,7 +46,9 @@ def test_brute_force_with_repeated_audio():
     ref = brute_force(a, t, ids, 20.0)
     assert ours.item() == pytest.approx(ref.item(), rel=1e-5)
     # the positives matter: with all-unique ids the loss is different
-    assert abs(contrastive_loss(a, t, torch.arange(9), torch.tensor(20.0)).item() - ours.item()) > 1e-3
+    assert (
+        abs(contrastive_loss(a, t, torch.arange(9), torch.tensor(20.0)).item() - ours.item()) > 1e-3
+    )
 
 
 def test_gradient_pulls_positive_pairs_together():
@@ -80,7 +82,9 @@ def _worker(rank, world, port, a, t, ids, out):
         n = a.shape[0] // world
         la = a[rank * n : (rank + 1) * n].clone().requires_grad_()
         lt = t[rank * n : (rank + 1) * n].clone().requires_grad_()
-        loss = distributed_contrastive_loss(la, lt, ids[rank * n : (rank + 1) * n], torch.tensor(5.0))
+        loss = distributed_contrastive_loss(
+            la, lt, ids[rank * n : (rank + 1) * n], torch.tensor(5.0)
+        )
         loss.backward()
         # DDP averages parameter gradients over ranks; emulate it on the embedding gradients.
         ga, gt = la.grad / world, lt.grad / world

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import tiny_model, write_tone
 
 from soundsearch.audio import SEGMENT_SAMPLES, load_audio
 from soundsearch.model import split_segments
-
-from helpers import tiny_model, write_tone
 
 SR = 32000
 
@@ -26,7 +24,9 @@ def test_split_segments_keeps_real_segments_only():
     assert owner.tolist() == [0, 0, 0, 1]  # item 1 (7 samples) has one segment, padded ones dropped
     assert seg_len.tolist() == [10, 10, 5, 7]
     assert segs.shape == (4, 10)
-    assert segs[2, :5].tolist() == list(range(20, 25)) and segs[2, 5:].abs().sum() == 0  # zero padding
+    assert (
+        segs[2, :5].tolist() == list(range(20, 25)) and segs[2, 5:].abs().sum() == 0
+    )  # zero padding
     _, _, owner0 = split_segments(torch.zeros(1, 30), torch.tensor([0]), seg=10)
     assert owner0.tolist() == [0]  # an empty item still gets one segment
 
@@ -66,7 +66,9 @@ def test_inference_is_deterministic_and_batch_independent(model, tmp_path):
 def test_text_and_audio_are_normalised_and_scaled(model):
     t = model.encode_text(["a dog barks", "rain on a roof"])
     a = model.encode_audio(0.1 * torch.randn(2, SR * 3))
-    assert torch.allclose(t.norm(dim=-1), torch.ones(2)) and torch.allclose(a.norm(dim=-1), torch.ones(2))
+    assert torch.allclose(t.norm(dim=-1), torch.ones(2)) and torch.allclose(
+        a.norm(dim=-1), torch.ones(2)
+    )
     assert model.logit_scale.item() == pytest.approx(100.0)  # 1 / 0.01
 
 

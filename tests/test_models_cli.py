@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import torch
+from helpers import tiny_model
 
 from soundsearch.cli import main
-
-from helpers import tiny_model
 
 
 def test_list_shows_registry_and_presence(tmp_path, monkeypatch, capsys):
@@ -25,12 +24,32 @@ def test_list_shows_registry_and_presence(tmp_path, monkeypatch, capsys):
 def test_convert_and_info(tmp_path, capsys, minilm_path):
     model = tiny_model(seed=3)
     sd = model.state_dict()
-    state = {"audio_embedding_model.model." + k[len("audio_encoder.net."):]: v
-             for k, v in sd.items() if k.startswith("audio_encoder.net.")}
-    state.update({"sentence_embedding_model." + k[len("text_encoder.model."):]: v
-                  for k, v in sd.items() if k.startswith("text_encoder.model.")})
-    state.update({"project_audio.0." + k[len("audio_proj."):]: v for k, v in sd.items() if k.startswith("audio_proj.")})
-    state.update({"project_sentence.0." + k[len("text_proj."):]: v for k, v in sd.items() if k.startswith("text_proj.")})
+    state = {
+        "audio_embedding_model.model." + k[len("audio_encoder.net.") :]: v
+        for k, v in sd.items()
+        if k.startswith("audio_encoder.net.")
+    }
+    state.update(
+        {
+            "sentence_embedding_model." + k[len("text_encoder.model.") :]: v
+            for k, v in sd.items()
+            if k.startswith("text_encoder.model.")
+        }
+    )
+    state.update(
+        {
+            "project_audio.0." + k[len("audio_proj.") :]: v
+            for k, v in sd.items()
+            if k.startswith("audio_proj.")
+        }
+    )
+    state.update(
+        {
+            "project_sentence.0." + k[len("text_proj.") :]: v
+            for k, v in sd.items()
+            if k.startswith("text_proj.")
+        }
+    )
     state["tau"] = sd["tau"].reshape(1)
     src = tmp_path / "old.ckpt"
     torch.save({"state_dict": state}, src)
@@ -40,7 +59,9 @@ def test_convert_and_info(tmp_path, capsys, minilm_path):
     assert rc == 0 and out.exists()
     assert main(["models", "info", str(out)]) == 0
     info = json.loads(capsys.readouterr().out.split("\n", 1)[1])
-    assert info["config"]["audio_encoder"] == "passt-n" and info["extra"]["converted_from"] == str(src)
+    assert info["config"]["audio_encoder"] == "passt-n" and info["extra"]["converted_from"] == str(
+        src
+    )
 
 
 def test_download_offline_says_where_to_put_the_file(tmp_path, monkeypatch, capsys):
@@ -48,8 +69,18 @@ def test_download_offline_says_where_to_put_the_file(tmp_path, monkeypatch, caps
     from soundsearch import hub
 
     e = hub.REGISTRY["cnn10-audioset"]
-    monkeypatch.setitem(hub.REGISTRY, "cnn10-audioset",
-                        hub.Entry(e.name, e.filename, ("http://127.0.0.1:9/none",), e.layout, e.description, e.audio_encoder))
+    monkeypatch.setitem(
+        hub.REGISTRY,
+        "cnn10-audioset",
+        hub.Entry(
+            e.name,
+            e.filename,
+            ("http://127.0.0.1:9/none",),
+            e.layout,
+            e.description,
+            e.audio_encoder,
+        ),
+    )
     assert main(["models", "download", "cnn10-audioset"]) == 2
     err = capsys.readouterr().err
     assert "cannot download cnn10-audioset" in err and str(tmp_path / "Cnn10_mAP=0.380.pth") in err

@@ -9,7 +9,7 @@ from conftest import ROOT
 
 def _commands() -> list[str]:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    return re.findall(r"```bash\n(.+?)\n```", text, flags=re.S)[:2]
+    return re.findall(r"```bash\n(.+?)\n```", text, flags=re.DOTALL)[:2]
 
 
 def test_readme_opens_with_main_job_and_tests():

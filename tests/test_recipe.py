@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from soundsearch.errors import UserError
@@ -10,7 +12,9 @@ from soundsearch.recipe import TrainConfig, load_recipe, lr_at, recipe_names
 
 def test_every_packaged_recipe_loads():
     names = recipe_names()
-    assert {"stage1", "stage2", "tiny", "table3-cnn10-bert-base", "table4-wavcaps-clotho"} <= set(names)
+    assert {"stage1", "stage2", "tiny", "table3-cnn10-bert-base", "table4-wavcaps-clotho"} <= set(
+        names
+    )
     for name in names:
         cfg = load_recipe(name)
         assert cfg.name == name
@@ -33,8 +37,16 @@ def test_table_rows_inherit_and_override():
 
 
 def test_overrides_are_typed():
-    cfg = load_recipe("tiny", ["lr=0.5", "model.text.pooling=mean", "sources=['clotho:development']",
-                               "model.audio_overrides.depth=3", "gpt_variations=/tmp/x.json"])
+    cfg = load_recipe(
+        "tiny",
+        [
+            "lr=0.5",
+            "model.text.pooling=mean",
+            "sources=['clotho:development']",
+            "model.audio_overrides.depth=3",
+            "gpt_variations=/tmp/x.json",
+        ],
+    )
     assert cfg.lr == 0.5 and cfg.model.text.pooling == "mean"
     assert cfg.model.audio_overrides["depth"] == 3 and cfg.gpt_variations == "/tmp/x.json"
 
@@ -49,7 +61,9 @@ def test_bad_recipes_are_named():
 
 
 def test_schedule_warmup_cosine_floor():
-    cfg = TrainConfig(lr=2e-5, min_lr=1e-7, warmup_epochs=1, rampdown_start=1, rampdown_stop=15, epochs=16)
+    cfg = TrainConfig(
+        lr=2e-5, min_lr=1e-7, warmup_epochs=1, rampdown_start=1, rampdown_stop=15, epochs=16
+    )
     assert lr_at(0.0, cfg) == 0.0
     assert lr_at(0.5, cfg) == pytest.approx(1e-5)
     assert lr_at(1.0, cfg) == pytest.approx(2e-5)
@@ -57,4 +71,4 @@ def test_schedule_warmup_cosine_floor():
     assert lr_at(15.0, cfg) == pytest.approx(1e-7)
     assert lr_at(15.7, cfg) == pytest.approx(1e-7)
     steps = [lr_at(1 + i * 0.1, cfg) for i in range(140)]
-    assert all(a >= b for a, b in zip(steps, steps[1:]))  # monotone after warm-up
+    assert all(a >= b for a, b in itertools.pairwise(steps))  # monotone after warm-up

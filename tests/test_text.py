@@ -10,7 +10,9 @@ from soundsearch.text import TextConfig, TextEncoder, preprocess_caption
 
 @pytest.fixture(scope="module")
 def minilm(minilm_path):
-    return TextEncoder.from_pretrained(TextConfig(name=minilm_path, hidden_dropout=None, attention_dropout=None)).eval()
+    return TextEncoder.from_pretrained(
+        TextConfig(name=minilm_path, hidden_dropout=None, attention_dropout=None)
+    ).eval()
 
 
 def test_preprocess_lowercases_and_strips_punctuation():
@@ -35,7 +37,9 @@ def test_preprocessing_makes_punctuation_irrelevant(minilm):
 
 
 def test_first_token_and_mean_pooling_differ(minilm, minilm_path):
-    mean = TextEncoder(TextConfig(name=minilm_path, pooling="mean"), minilm.model, minilm.tokenizer).eval()
+    mean = TextEncoder(
+        TextConfig(name=minilm_path, pooling="mean"), minilm.model, minilm.tokenizer
+    ).eval()
     with torch.no_grad():
         first = minilm.encode(["water dripping in a cave"])
         avg = mean.encode(["water dripping in a cave"])
@@ -45,7 +49,9 @@ def test_first_token_and_mean_pooling_differ(minilm, minilm_path):
 
 
 def test_dropout_is_configurable(minilm_path):
-    enc = TextEncoder.from_pretrained(TextConfig(name=minilm_path, hidden_dropout=0.3, attention_dropout=0.25))
+    enc = TextEncoder.from_pretrained(
+        TextConfig(name=minilm_path, hidden_dropout=0.3, attention_dropout=0.25)
+    )
     assert enc.model.config.hidden_dropout_prob == 0.3
     assert enc.model.config.attention_probs_dropout_prob == 0.25
 
@@ -55,7 +61,9 @@ def test_rebuild_from_exported_config_needs_no_files(minilm):
     clone = TextEncoder.from_config(minilm.cfg, hf, files).eval()
     clone.model.load_state_dict(minilm.model.state_dict())
     with torch.no_grad():
-        torch.testing.assert_close(clone.encode(["glass breaking"]), minilm.encode(["glass breaking"]))
+        torch.testing.assert_close(
+            clone.encode(["glass breaking"]), minilm.encode(["glass breaking"])
+        )
 
 
 def test_unknown_pooling_rejected():

@@ -14,16 +14,30 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from soundsearch.cli import main
 
 RECIPE = "tiny-ci"
 
 
 def _synth(root: Path, clips: int, eval_clips: int = 40) -> Path:
-    assert main(["-q", "synth", str(root), "--clips", str(clips), "--val-clips", "24",
-                 "--eval-clips", str(eval_clips), "--max-seconds", "4"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "synth",
+                str(root),
+                "--clips",
+                str(clips),
+                "--val-clips",
+                "24",
+                "--eval-clips",
+                str(eval_clips),
+                "--max-seconds",
+                "4",
+            ]
+        )
+        == 0
+    )
     return root
 
 
@@ -35,15 +49,30 @@ def _epochs(out: Path) -> list[int]:
 
 
 def _train_cmd(data: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "soundsearch", "-q", "train", RECIPE, "--data", f"clotho:{data}",
-            "--out", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "soundsearch",
+        "-q",
+        "train",
+        RECIPE,
+        "--data",
+        f"clotho:{data}",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def test_train_interrupt_resume_evaluate(tmp_path, capsys):
     data = _synth(tmp_path / "synth", clips=400)
     out = tmp_path / "run"
-    proc = subprocess.Popen(_train_cmd(data, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        _train_cmd(data, out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     deadline = time.time() + 600
     while not _epochs(out) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
@@ -51,7 +80,7 @@ def test_train_interrupt_resume_evaluate(tmp_path, capsys):
     assert _epochs(out) == [1]
     time.sleep(1.0)  # somewhere inside epoch 2
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    proc.communicate(timeout=120)
     assert proc.returncode != 0
     assert (out / "best.safetensors").exists() and _epochs(out) == [1]  # epoch 1 is kept
     assert (out / "interrupted.ckpt").exists() or (out / "last.ckpt").exists()
@@ -59,13 +88,28 @@ def test_train_interrupt_resume_evaluate(tmp_path, capsys):
     # continuing without --resume is refused; with --resume it finishes the remaining epochs
     assert main(["-q", "train", RECIPE, "--data", f"clotho:{data}", "--out", str(out)]) == 2
     assert "--resume" in capsys.readouterr().err
-    assert main(["-q", "train", RECIPE, "--data", f"clotho:{data}", "--out", str(out), "--resume"]) == 0
+    assert (
+        main(["-q", "train", RECIPE, "--data", f"clotho:{data}", "--out", str(out), "--resume"])
+        == 0
+    )
     epochs = _epochs(out)
     assert epochs == sorted(set(epochs)) and epochs[0] == 1 and epochs[-1] >= 2  # no epoch twice
 
     capsys.readouterr()
-    assert main(["evaluate", str(out / "best.safetensors"), "--data", f"clotho:{data}",
-                 "--split", "evaluation", "--json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(out / "best.safetensors"),
+                "--data",
+                f"clotho:{data}",
+                "--split",
+                "evaluation",
+                "--json",
+            ]
+        )
+        == 0
+    )
     results = json.loads(capsys.readouterr().out)
     n = results["n_audio"]
     chance = sum(1.0 / r for r in range(1, 11)) / n  # expected mAP@10 of a random ranking
@@ -90,13 +134,41 @@ def test_bad_data_stops_or_continues_as_chosen(tmp_path, capsys, caplog):
     csv_path, corrupt, missing = _break_data(data)
 
     out = tmp_path / "strict"
-    assert main(["train", RECIPE, "--data", f"clotho:{data}", "--out", str(out), "--set", "on_error='raise'"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                RECIPE,
+                "--data",
+                f"clotho:{data}",
+                "--out",
+                str(out),
+                "--set",
+                "on_error='raise'",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert str(csv_path.name) in err and "line" in err  # names the file and the line
 
     out = tmp_path / "lenient"
-    rc = main(["train", RECIPE, "--data", f"clotho:{data}", "--out", str(out), "--set", "epochs=1",
-               "--set", "batch_size=8", "--set", "limit_train_batches=1.0"])
+    rc = main(
+        [
+            "train",
+            RECIPE,
+            "--data",
+            f"clotho:{data}",
+            "--out",
+            str(out),
+            "--set",
+            "epochs=1",
+            "--set",
+            "batch_size=8",
+            "--set",
+            "limit_train_batches=1.0",
+        ]
+    )
     assert rc == 0 and (out / "best.safetensors").exists()
     logged = caplog.text
     assert csv_path.name in logged and missing.name in logged and corrupt.name in logged
@@ -106,9 +178,22 @@ def test_failure_mid_run_keeps_finished_epochs(tmp_path, capsys):
     """A file that becomes unreadable after epoch 1 stops a strict run; epoch 1 stays usable."""
     data = _synth(tmp_path / "synth", clips=32, eval_clips=8)
     out = tmp_path / "run"
-    proc = subprocess.Popen(_train_cmd(data, out, "--set", "on_error='raise'", "--set", "epochs=4",
-                                       "--set", "batch_size=8", "--set", "limit_train_batches=1.0"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _train_cmd(
+            data,
+            out,
+            "--set",
+            "on_error='raise'",
+            "--set",
+            "epochs=4",
+            "--set",
+            "batch_size=8",
+            "--set",
+            "limit_train_batches=1.0",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 600
     while not _epochs(out) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.1)

@@ -24,7 +24,25 @@ MAX_TRAIN_SECONDS = 30.0  # the recipe crops or pads training audio to 30 s
 
 # Extensions we try to decode (libsndfile 1.1+ reads these, MP3 included).
 AUDIO_EXTENSIONS = frozenset(
-    ".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .caf .w64 .rf64 .voc .wv".split()
+    [
+        ".wav",
+        ".wave",
+        ".flac",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".mp3",
+        ".aif",
+        ".aiff",
+        ".aifc",
+        ".au",
+        ".snd",
+        ".caf",
+        ".w64",
+        ".rf64",
+        ".voc",
+        ".wv",
+    ]
 )
 
 
@@ -85,8 +103,8 @@ def load_audio(
         native = f.samplerate
         try:
             if offset_s > 0:
-                f.seek(min(int(round(offset_s * native)), f.frames))
-            frames = -1 if duration_s is None else int(round(duration_s * native))
+                f.seek(min(round(offset_s * native), f.frames))
+            frames = -1 if duration_s is None else round(duration_s * native)
             x = f.read(frames=frames, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as e:
             raise AudioError(path, f"decoding failed ({e})") from e

@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 FORMAT = "soundsearch-dual-encoder/1"
 
 
-def save_model(model: DualEncoder, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+def save_model(
+    model: DualEncoder, path: str | os.PathLike, extra: dict[str, Any] | None = None
+) -> Path:
     """Write ``model`` to ``path`` atomically (temporary file + rename)."""
     from safetensors.torch import save_file
 
@@ -56,12 +58,12 @@ def save_model(model: DualEncoder, path: str | os.PathLike, extra: dict[str, Any
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str] | None:
     """Our metadata when ``path`` is a soundsearch safetensors file, else None."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-    except Exception:  # not a safetensors file at all: a foreign checkpoint
+    except (SafetensorError, OSError, ValueError):  # not safetensors: a foreign checkpoint
         return None
     return meta if meta.get("format") == FORMAT else None
 
@@ -95,7 +97,9 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) 
     module.load_state_dict(state, strict=True)
 
 
-def mismatch_message(source: str, missing: list[str], unexpected: list[str], shapes: list[str]) -> str:
+def mismatch_message(
+    source: str, missing: list[str], unexpected: list[str], shapes: list[str]
+) -> str:
     def few(keys: list[str]) -> str:
         shown = ", ".join(keys[:8])
         return shown + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")

@@ -60,7 +60,9 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
         root.addHandler(handler)
     for h in root.handlers:
         if getattr(h, "_soundsearch_cli", False):
-            h.stream = sys.stderr  # follow pytest's capsys when run in-process (no flush of the old one)
+            h.stream = (
+                sys.stderr
+            )  # follow pytest's capsys when run in-process (no flush of the old one)
 
 
 def main(argv: list[str] | None = None) -> int:

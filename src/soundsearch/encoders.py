@@ -29,11 +29,19 @@ class EncoderRow:
 
 
 AUDIO_ENCODERS: dict[str, EncoderRow] = {
-    "passt-n": EncoderRow("soundsearch.passt", "build_passt_encoder", "PaSST 16x16 no overlap, 10 s (paper's best)"),
+    "passt-n": EncoderRow(
+        "soundsearch.passt", "build_passt_encoder", "PaSST 16x16 no overlap, 10 s (paper's best)"
+    ),
     "passt-s": EncoderRow("soundsearch.passt", "build_passt_encoder", "PaSST stride 10, 10 s"),
-    "passt-l": EncoderRow("soundsearch.passt", "build_passt_encoder", "PaSST light (7 blocks), stride 10, 10 s"),
-    "passt-s20": EncoderRow("soundsearch.passt", "build_passt_encoder", "PaSST stride 10, 20 s positional grid"),
-    "passt-s30": EncoderRow("soundsearch.passt", "build_passt_encoder", "PaSST stride 10, 30 s positional grid"),
+    "passt-l": EncoderRow(
+        "soundsearch.passt", "build_passt_encoder", "PaSST light (7 blocks), stride 10, 10 s"
+    ),
+    "passt-s20": EncoderRow(
+        "soundsearch.passt", "build_passt_encoder", "PaSST stride 10, 20 s positional grid"
+    ),
+    "passt-s30": EncoderRow(
+        "soundsearch.passt", "build_passt_encoder", "PaSST stride 10, 30 s positional grid"
+    ),
     "cnn10": EncoderRow("soundsearch.panns", "build_cnn_encoder", "PANNs CNN10, 30 s input"),
     "cnn14": EncoderRow("soundsearch.panns", "build_cnn_encoder", "PANNs CNN14, 30 s input"),
 }

@@ -23,7 +23,13 @@ log = logging.getLogger(__name__)
 
 _PASST = "https://github.com/kkoutini/PaSST/releases/download/"
 _ZENODO = "https://zenodo.org/record/3987831/files/"
-_SALSA_SHARES = ("pMWRbJzXqFPPzgD", "aMDLmLTZH4jCHwq", "3kKiQJFk45R7S5k", "ijLwzPAQrqKRf5P", "Np4A5nobAkaSGpY")
+_SALSA_SHARES = (
+    "pMWRbJzXqFPPzgD",
+    "aMDLmLTZH4jCHwq",
+    "3kKiQJFk45R7S5k",
+    "ijLwzPAQrqKRf5P",
+    "Np4A5nobAkaSGpY",
+)
 
 
 @dataclass(frozen=True)
@@ -45,36 +51,92 @@ class Entry:
 REGISTRY: dict[str, Entry] = {
     e.name: e
     for e in (
-        Entry("passt-n-audioset", "passt-s-f128-p16-s16-ap.468.pt",
-              (_PASST + "v0.0.2-audioset/passt-s-f128-p16-s16-ap.468.pt",), "passt-audioset",
-              "PaSST-N AudioSet weights (audio tower init, paper's best)", "passt-n", size_hint="330 MB"),
-        Entry("passt-s-audioset", "passt-s-kd-ap.486.pt",
-              (_PASST + "v.0.0.9/passt-s-kd-ap.486.pt",), "passt-audioset",
-              "PaSST-S AudioSet weights (overlapping patches)", "passt-s", size_hint="330 MB"),
-        Entry("passt-l-audioset", "passt-l-kd-ap.47.pt",
-              (_PASST + "v.0.0.10/passt-l-kd-ap.47.pt",), "passt-audioset",
-              "PaSST-L (light, 7 blocks) AudioSet weights", "passt-l", size_hint="190 MB"),
-        Entry("passt-s20-audioset", "passt-s-f128-20sec-p16-s10-ap.474-swa.pt",
-              (_PASST + "v0.0.5/passt-s-f128-20sec-p16-s10-ap.474-swa.pt",), "passt-audioset",
-              "PaSST-S with a 20 s positional grid", "passt-s20", size_hint="330 MB"),
-        Entry("passt-s30-audioset", "passt-s-f128-30sec-p16-s10-ap.473-swa.pt",
-              (_PASST + "v0.0.5/passt-s-f128-30sec-p16-s10-ap.473-swa.pt",), "passt-audioset",
-              "PaSST-S with a 30 s positional grid", "passt-s30", size_hint="330 MB"),
-        Entry("cnn10-audioset", "Cnn10_mAP=0.380.pth",
-              (_ZENODO + "Cnn10_mAP%3D0.380.pth?download=1",), "panns",
-              "PANNs CNN10 32 kHz AudioSet weights", "cnn10", size_hint="25 MB"),
-        Entry("cnn14-audioset", "Cnn14_mAP=0.431.pth",
-              (_ZENODO + "Cnn14_mAP%3D0.431.pth?download=1",), "panns",
-              "PANNs CNN14 32 kHz AudioSet weights", "cnn14", size_hint="327 MB"),
-        Entry("salsa-passt-roberta", "passt_roberta.ckpt",
-              tuple(f"https://cloud.cp.jku.at/index.php/s/{s}/download/passt_roberta.{i}.ckpt"
-                    for i, s in enumerate(_SALSA_SHARES, 1)), "salsa",
-              "salsa (DCASE 2024 winner) PaSST-N + roberta-large, 40.11 mAP@10 on ClothoV2",
-              "passt-n", text_model="roberta-large", size_hint="2.2 GB"),
-        Entry("dcase2025-baseline", "dcase2025_baseline.ckpt",
-              ("https://cloud.cp.jku.at/index.php/s/6ZTQ3mcwk9AAS4i/download",), "dcase2025",
-              "DCASE 2025 task 6 baseline PaSST-N + roberta-large, 35.23 mAP@10",
-              "passt-n", text_model="roberta-large", size_hint="2.2 GB"),
+        Entry(
+            "passt-n-audioset",
+            "passt-s-f128-p16-s16-ap.468.pt",
+            (_PASST + "v0.0.2-audioset/passt-s-f128-p16-s16-ap.468.pt",),
+            "passt-audioset",
+            "PaSST-N AudioSet weights (audio tower init, paper's best)",
+            "passt-n",
+            size_hint="330 MB",
+        ),
+        Entry(
+            "passt-s-audioset",
+            "passt-s-kd-ap.486.pt",
+            (_PASST + "v.0.0.9/passt-s-kd-ap.486.pt",),
+            "passt-audioset",
+            "PaSST-S AudioSet weights (overlapping patches)",
+            "passt-s",
+            size_hint="330 MB",
+        ),
+        Entry(
+            "passt-l-audioset",
+            "passt-l-kd-ap.47.pt",
+            (_PASST + "v.0.0.10/passt-l-kd-ap.47.pt",),
+            "passt-audioset",
+            "PaSST-L (light, 7 blocks) AudioSet weights",
+            "passt-l",
+            size_hint="190 MB",
+        ),
+        Entry(
+            "passt-s20-audioset",
+            "passt-s-f128-20sec-p16-s10-ap.474-swa.pt",
+            (_PASST + "v0.0.5/passt-s-f128-20sec-p16-s10-ap.474-swa.pt",),
+            "passt-audioset",
+            "PaSST-S with a 20 s positional grid",
+            "passt-s20",
+            size_hint="330 MB",
+        ),
+        Entry(
+            "passt-s30-audioset",
+            "passt-s-f128-30sec-p16-s10-ap.473-swa.pt",
+            (_PASST + "v0.0.5/passt-s-f128-30sec-p16-s10-ap.473-swa.pt",),
+            "passt-audioset",
+            "PaSST-S with a 30 s positional grid",
+            "passt-s30",
+            size_hint="330 MB",
+        ),
+        Entry(
+            "cnn10-audioset",
+            "Cnn10_mAP=0.380.pth",
+            (_ZENODO + "Cnn10_mAP%3D0.380.pth?download=1",),
+            "panns",
+            "PANNs CNN10 32 kHz AudioSet weights",
+            "cnn10",
+            size_hint="25 MB",
+        ),
+        Entry(
+            "cnn14-audioset",
+            "Cnn14_mAP=0.431.pth",
+            (_ZENODO + "Cnn14_mAP%3D0.431.pth?download=1",),
+            "panns",
+            "PANNs CNN14 32 kHz AudioSet weights",
+            "cnn14",
+            size_hint="327 MB",
+        ),
+        Entry(
+            "salsa-passt-roberta",
+            "passt_roberta.ckpt",
+            tuple(
+                f"https://cloud.cp.jku.at/index.php/s/{s}/download/passt_roberta.{i}.ckpt"
+                for i, s in enumerate(_SALSA_SHARES, 1)
+            ),
+            "salsa",
+            "salsa (DCASE 2024 winner) PaSST-N + roberta-large, 40.11 mAP@10 on ClothoV2",
+            "passt-n",
+            text_model="roberta-large",
+            size_hint="2.2 GB",
+        ),
+        Entry(
+            "dcase2025-baseline",
+            "dcase2025_baseline.ckpt",
+            ("https://cloud.cp.jku.at/index.php/s/6ZTQ3mcwk9AAS4i/download",),
+            "dcase2025",
+            "DCASE 2025 task 6 baseline PaSST-N + roberta-large, 35.23 mAP@10",
+            "passt-n",
+            text_model="roberta-large",
+            size_hint="2.2 GB",
+        ),
     )
 }
 
@@ -106,7 +168,11 @@ def is_present(name: str) -> bool:
 
 def _offline_message(e: Entry, reason: str) -> str:
     urls = "\n  ".join(e.urls)
-    join = " (download every part and join them in order: cat part1 part2 ... > file)" if len(e.urls) > 1 else ""
+    join = (
+        " (download every part and join them in order: cat part1 part2 ... > file)"
+        if len(e.urls) > 1
+        else ""
+    )
     return (
         f"cannot download {e.name} ({reason}). Fetch it on a machine with internet access{join}:\n  "
         f"{urls}\nand put it at {local_path(e.name)} (or pass the file's path instead of the name)."
@@ -127,9 +193,17 @@ def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
             have = 0  # server ignored the range: start over
         total = resp.length + have if resp.length is not None else None
         mode = "ab" if have else "wb"
-        with open(part, mode) as out, tqdm(
-            total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, disable=not progress
-        ) as bar:
+        with (
+            open(part, mode) as out,
+            tqdm(
+                total=total,
+                initial=have,
+                unit="B",
+                unit_scale=True,
+                desc=dest.name,
+                disable=not progress,
+            ) as bar,
+        ):
             while chunk := resp.read(1 << 20):
                 out.write(chunk)
                 bar.update(len(chunk))
@@ -153,7 +227,11 @@ def download(name: str, progress: bool = True, timeout: float = 60.0) -> Path:
     if dest.is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    parts = [dest] if len(e.urls) == 1 else [dest.with_name(f"{dest.name}.{i}") for i in range(1, len(e.urls) + 1)]
+    parts = (
+        [dest]
+        if len(e.urls) == 1
+        else [dest.with_name(f"{dest.name}.{i}") for i in range(1, len(e.urls) + 1)]
+    )
     try:
         for url, p in zip(e.urls, parts):
             if not p.is_file():

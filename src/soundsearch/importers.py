@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from soundsearch.checkpoints import load_strict, mismatch_message
@@ -53,16 +52,37 @@ class Layout:
 
 
 LAYOUTS = (
-    Layout("dcase2025", "audio_embedding_model.model.model.", "text_embedding_model.",
-           "audio_projection.", "text_projection.", ignore=(r"\.mel\.",)),
-    Layout("salsa", "audio_embedding_model.model.model.", "sentence_embedding_model.",
-           "project_audio.0.", "project_sentence.0.",
-           ignore=(r"^timing_tau$", r"^audio_token$", r"^posencode\.", r"\.mel\."),
-           unsupported=(r"^audio_sequence\.", r"^audio_output_projection\.", r"^project_audio\.[1-9]",
-                        r"^project_sentence\.[1-9]")),
-    Layout("dcase2023", "audio_embedding_model.model.", "sentence_embedding_model.",
-           "project_audio.0.", "project_sentence.0.", ignore=(r"\.mel\.",),
-           unsupported=(r"^project_audio\.[1-9]", r"^project_sentence\.[1-9]")),
+    Layout(
+        "dcase2025",
+        "audio_embedding_model.model.model.",
+        "text_embedding_model.",
+        "audio_projection.",
+        "text_projection.",
+        ignore=(r"\.mel\.",),
+    ),
+    Layout(
+        "salsa",
+        "audio_embedding_model.model.model.",
+        "sentence_embedding_model.",
+        "project_audio.0.",
+        "project_sentence.0.",
+        ignore=(r"^timing_tau$", r"^audio_token$", r"^posencode\.", r"\.mel\."),
+        unsupported=(
+            r"^audio_sequence\.",
+            r"^audio_output_projection\.",
+            r"^project_audio\.[1-9]",
+            r"^project_sentence\.[1-9]",
+        ),
+    ),
+    Layout(
+        "dcase2023",
+        "audio_embedding_model.model.",
+        "sentence_embedding_model.",
+        "project_audio.0.",
+        "project_sentence.0.",
+        ignore=(r"\.mel\.",),
+        unsupported=(r"^project_audio\.[1-9]", r"^project_sentence\.[1-9]"),
+    ),
 )
 
 
@@ -71,8 +91,7 @@ def clean_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
     out = {}
     for k, v in state.items():
         k = k.replace("_orig_mod.", "")
-        if k.startswith("module."):
-            k = k[len("module.") :]
+        k = k.removeprefix("module.")
         out[k] = v
     return out
 
@@ -88,7 +107,7 @@ def read_foreign(path: str | os.PathLike) -> dict[str, Any]:
 
 def detect_layout(state: dict[str, Tensor]) -> Layout:
     keys = list(state)
-    has = lambda prefix: any(k.startswith(prefix) for k in keys)  # noqa: E731
+    has = lambda prefix: any(k.startswith(prefix) for k in keys)
     if has("text_embedding_model."):
         name = "dcase2025"
     elif has("sentence_embedding_model.") and has("audio_embedding_model.model.model."):
@@ -170,7 +189,9 @@ def _text_encoder(text_model: str | None, cfg: TextConfig, source: str) -> TextE
             f"{source}: a foreign retrieval checkpoint needs its text model's name or folder "
             "(e.g. --text-model roberta-large) for the tokenizer and configuration"
         )
-    return TextEncoder.from_pretrained(TextConfig(**{**cfg.__dict__, "name": text_model}), load_weights=False)
+    return TextEncoder.from_pretrained(
+        TextConfig(**{**cfg.__dict__, "name": text_model}), load_weights=False
+    )
 
 
 def import_retrieval_checkpoint(
@@ -221,7 +242,9 @@ def _load_with_derived(module: nn.Module, state: dict[str, Tensor], source: str)
 def audioset_state(path: str | os.PathLike) -> tuple[str, dict[str, Tensor]]:
     """(layout, state dict of the network) of a PaSST or PANNs AudioSet file."""
     obj = read_foreign(path)
-    if isinstance(obj.get("model"), dict) and any(k.startswith("conv_block1.") for k in obj["model"]):
+    if isinstance(obj.get("model"), dict) and any(
+        k.startswith("conv_block1.") for k in obj["model"]
+    ):
         return "panns", clean_keys(obj["model"])
     state = clean_keys(obj.get("state_dict", obj))
     if "cls_token" in state and any(k.startswith("blocks.") for k in state):
@@ -231,7 +254,9 @@ def audioset_state(path: str | os.PathLike) -> tuple[str, dict[str, Tensor]]:
     )
 
 
-def load_audio_init(model: DualEncoder, source: str | os.PathLike, allow_download: bool = False) -> None:
+def load_audio_init(
+    model: DualEncoder, source: str | os.PathLike, allow_download: bool = False
+) -> None:
     """Initialise ``model.audio_encoder.net`` from an AudioSet checkpoint (path or registry name)."""
     from soundsearch import hub
 
@@ -243,5 +268,7 @@ def load_audio_init(model: DualEncoder, source: str | os.PathLike, allow_downloa
     for k, v in own.items():
         if k not in prefixed and _DERIVED.search(k):
             prefixed[k] = v
-    load_strict(model.audio_encoder, {k[len("audio_encoder.") :]: v for k, v in prefixed.items()}, str(path))
+    load_strict(
+        model.audio_encoder, {k[len("audio_encoder.") :]: v for k, v in prefixed.items()}, str(path)
+    )
     log.info("initialised %s from %s (%s)", type(net).__name__, Path(path).name, layout)

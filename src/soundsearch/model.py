@@ -127,8 +127,6 @@ class DualEncoder(nn.Module):
         """Sentence features [B, T] -> normalised embeddings [B, D]."""
         return F.normalize(self.text_proj(features).float(), dim=-1)
 
-    def forward(
-        self, wave: Tensor, lengths: Tensor, captions: list[str]
-    ) -> tuple[Tensor, Tensor]:
+    def forward(self, wave: Tensor, lengths: Tensor, captions: list[str]) -> tuple[Tensor, Tensor]:
         """Training pass: (audio embeddings [B, D], text embeddings [B, D]), both normalised."""
         return self.encode_audio(wave, lengths), self.encode_text(captions)

@@ -58,7 +58,9 @@ class TrainConfig:
     audio_cache: str | None = None  # pre-decoded audio cache folder
     compile: bool = False  # torch.compile the towers (GPU)
     val_batch_size: int = 16  # segments per forward pass in validation
-    checkpoint_every_steps: int = 500  # also write last.ckpt every N optimiser steps (0: epochs only)
+    checkpoint_every_steps: int = (
+        500  # also write last.ckpt every N optimiser steps (0: epochs only)
+    )
 
 
 def lr_at(epoch: float, cfg: TrainConfig) -> float:
@@ -143,7 +145,14 @@ def build_config(data: dict) -> TrainConfig:
     bad = sorted(set(model.get("text", {})) - tfields)
     if bad:
         raise UserError(f"unknown model.text keys: {', '.join(bad)}")
-    for k in ("audio_init", "init_from", "gpt_variations", "leakage_ids", "audio_cache", "val_source"):
+    for k in (
+        "audio_init",
+        "init_from",
+        "gpt_variations",
+        "leakage_ids",
+        "audio_cache",
+        "val_source",
+    ):
         if data.get(k) == "":
             data[k] = None  # TOML has no null: an empty string switches a setting off
     return TrainConfig(model=ModelConfig.from_dict(model), **data)

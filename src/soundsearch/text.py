@@ -152,7 +152,9 @@ class TextEncoder(nn.Module):
         return cls(cfg, model, tokenizer)
 
     @classmethod
-    def from_config(cls, cfg: TextConfig, hf_config: dict, tokenizer_files: dict[str, str]) -> TextEncoder:
+    def from_config(
+        cls, cfg: TextConfig, hf_config: dict, tokenizer_files: dict[str, str]
+    ) -> TextEncoder:
         """Rebuild with random weights from a stored HF config and tokenizer files (no download)."""
         from transformers import AutoConfig, AutoTokenizer
 
@@ -179,7 +181,9 @@ class TextEncoder(nn.Module):
         return json.loads(json.dumps(hf, default=str)), files
 
     # forward ------------------------------------------------------------------------------
-    def tokenize(self, captions: list[str], device: torch.device | str | None = None) -> dict[str, Tensor]:
+    def tokenize(
+        self, captions: list[str], device: torch.device | str | None = None
+    ) -> dict[str, Tensor]:
         texts = [preprocess_caption(c) if self.cfg.preprocess else c for c in captions]
         batch = self.tokenizer(
             texts,
@@ -193,7 +197,9 @@ class TextEncoder(nn.Module):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, **kw: Tensor) -> Tensor:
         """Token ids [B, T] -> sentence embeddings [B, embed_dim]."""
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
+        hidden = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, **kw
+        ).last_hidden_state
         if self.cfg.pooling == "first":
             return hidden[:, 0]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # [B, T, 1]

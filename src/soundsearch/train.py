@@ -130,8 +130,14 @@ def _make_module(model, cfg: TrainConfig):
         def configure_optimizers(self):
             fused = torch.cuda.is_available() and self.device.type == "cuda"
             params = [p for p in self.model.parameters() if p.requires_grad]
-            return torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999),
-                                     eps=1e-8, weight_decay=0.0, fused=fused or None)
+            return torch.optim.AdamW(
+                params,
+                lr=cfg.lr,
+                betas=(0.9, 0.999),
+                eps=1e-8,
+                weight_decay=0.0,
+                fused=fused or None,
+            )
 
         def on_train_epoch_start(self) -> None:
             if cfg.freeze_text:
@@ -170,7 +176,9 @@ def _make_module(model, cfg: TrainConfig):
             if self._t0 is not None:
                 dt = time.perf_counter() - self._t0
                 clips = len(batch["captions"]) * self.trainer.world_size
-                self.log("train/clips_per_s", clips / max(dt, 1e-9), batch_size=len(batch["captions"]))
+                self.log(
+                    "train/clips_per_s", clips / max(dt, 1e-9), batch_size=len(batch["captions"])
+                )
 
     return RetrievalModule()
 
@@ -209,14 +217,24 @@ def _validation_callback(cfg: TrainConfig, val_records: list, out: Path):
             if val_records:
                 autocast = module.device.type == "cuda" and "bf16" in str(cfg.precision)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-                    results = results_from(score(model, val_records, cfg.val_batch_size,
-                                                 on_error="skip", progress=False))
+                    results = results_from(
+                        score(
+                            model, val_records, cfg.val_batch_size, on_error="skip", progress=False
+                        )
+                    )
                 metric = results["text_to_audio"]["mAP@10"]
                 extra["val"] = results["text_to_audio"]
                 with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
-                    f.write(json.dumps({"epoch": epoch, "step": step, **results["text_to_audio"]}) + "\n")
-                log.info("epoch %d: validation mAP@10 %.4f (R@1 %.4f)", epoch, metric,
-                         results["text_to_audio"]["R@1"])
+                    f.write(
+                        json.dumps({"epoch": epoch, "step": step, **results["text_to_audio"]})
+                        + "\n"
+                    )
+                log.info(
+                    "epoch %d: validation mAP@10 %.4f (R@1 %.4f)",
+                    epoch,
+                    metric,
+                    results["text_to_audio"]["R@1"],
+                )
             save_model(model, out / "last.safetensors", extra)
             if metric > self.best or not val_records:
                 self.best = metric
@@ -272,8 +290,10 @@ def _checkpoint_callback(out: Path, every_n_steps: int):
             trainer.save_checkpoint(str(tmp))
             if trainer.is_global_zero:
                 os.replace(tmp, out / "interrupted.ckpt")
-                log.warning("run stopped (%s); progress saved, continue with --resume",
-                            type(exception).__name__)
+                log.warning(
+                    "run stopped (%s); progress saved, continue with --resume",
+                    type(exception).__name__,
+                )
 
     return LastCheckpoint()
 
@@ -281,7 +301,9 @@ def _checkpoint_callback(out: Path, every_n_steps: int):
 def _precision(cfg: TrainConfig, accelerator: str) -> str:
     if cfg.precision != "auto":
         return cfg.precision
-    return "bf16-mixed" if accelerator in ("gpu", "cuda") or torch.cuda.is_available() else "32-true"
+    return (
+        "bf16-mixed" if accelerator in ("gpu", "cuda") or torch.cuda.is_available() else "32-true"
+    )
 
 
 def _loggers(cfg: TrainConfig, out: Path) -> list:
@@ -297,7 +319,9 @@ def _loggers(cfg: TrainConfig, out: Path) -> list:
             except ModuleNotFoundError:
                 log.warning("tensorboard not installed; skipping its logger")
         elif name == "wandb":
-            made.append(loggers.WandbLogger(project="soundsearch", name=cfg.name, save_dir=str(out)))
+            made.append(
+                loggers.WandbLogger(project="soundsearch", name=cfg.name, save_dir=str(out))
+            )
         else:
             raise UserError(f"unknown logger {name!r} (csv, tensorboard, wandb)")
     return made
@@ -319,7 +343,9 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     ckpt = resume_point(out)
     if ckpt is not None and not resume:
-        raise UserError(f"{out} already holds a run: add --resume to continue it, or choose another --out")
+        raise UserError(
+            f"{out} already holds a run: add --resume to continue it, or choose another --out"
+        )
     if resume and ckpt is None:
         raise UserError(f"nothing to resume in {out} (no last.ckpt or interrupted.ckpt)")
     if resume:
@@ -331,8 +357,10 @@ def train(
     val_records = validation_records(cfg, roots)
     variations = read_variations(cfg.gpt_variations) if cfg.gpt_variations else None
     if cfg.gpt_swap_p > 0 and not variations:
-        raise UserError(f"recipe {cfg.name} swaps captions (p={cfg.gpt_swap_p}): give "
-                        "--set gpt_variations=FILE (made by `soundsearch augment`) or --set gpt_swap_p=0")
+        raise UserError(
+            f"recipe {cfg.name} swaps captions (p={cfg.gpt_swap_p}): give "
+            "--set gpt_variations=FILE (made by `soundsearch augment`) or --set gpt_swap_p=0"
+        )
     cache = None
     if cfg.audio_cache:
         from soundsearch.data.cache import AudioCache
@@ -340,10 +368,23 @@ def train(
         cache = AudioCache(cfg.audio_cache)
         # decode every file once, in parallel, before the first step (resumable: done files stay)
         cache.build([r.path for r in records], workers=max(1, cfg.num_workers), progress=progress)
-    dataset = AudioCaptionDataset(records, train=True, max_seconds=cfg.max_seconds, variations=variations,
-                                  swap_p=cfg.gpt_swap_p, seed=cfg.seed, cache=cache, on_error=cfg.on_error)
-    loader = make_loader(dataset, cfg.batch_size, num_workers=cfg.num_workers, seed=cfg.seed,
-                         pin_memory=torch.cuda.is_available())
+    dataset = AudioCaptionDataset(
+        records,
+        train=True,
+        max_seconds=cfg.max_seconds,
+        variations=variations,
+        swap_p=cfg.gpt_swap_p,
+        seed=cfg.seed,
+        cache=cache,
+        on_error=cfg.on_error,
+    )
+    loader = make_loader(
+        dataset,
+        cfg.batch_size,
+        num_workers=cfg.num_workers,
+        seed=cfg.seed,
+        pin_memory=torch.cuda.is_available(),
+    )
     if len(loader) == 0:
         raise UserError(f"{len(dataset)} training pairs do not fill one batch of {cfg.batch_size}")
 

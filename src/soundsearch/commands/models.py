@@ -7,13 +7,18 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list, download and convert checkpoints",
-                       description="Without an action: list the named checkpoints and which are cached.")
+    p = sub.add_parser(
+        "models",
+        help="list, download and convert checkpoints",
+        description="Without an action: list the named checkpoints and which are cached.",
+    )
     acts = p.add_subparsers(dest="action", metavar="ACTION")
     acts.add_parser("list", help="list the named checkpoints (default)")
     d = acts.add_parser("download", help="download a named checkpoint into the cache (resumable)")
     d.add_argument("name")
-    c = acts.add_parser("convert", help="convert any checkpoint to soundsearch's .safetensors format")
+    c = acts.add_parser(
+        "convert", help="convert any checkpoint to soundsearch's .safetensors format"
+    )
     c.add_argument("source", help="path or name of a retrieval checkpoint")
     c.add_argument("out", help="output .safetensors file")
     c.add_argument("--text-model", help="Hugging Face text model of a foreign checkpoint")
@@ -29,9 +34,19 @@ def _list(as_json: bool) -> int:
     rows = []
     for e in hub.REGISTRY.values():
         path = hub.local_path(e.name)
-        rows.append({"name": e.name, "present": path.is_file(), "path": str(path), "layout": e.layout,
-                     "audio_encoder": e.audio_encoder, "text_model": e.text_model,
-                     "size": e.size_hint, "description": e.description, "urls": list(e.urls)})
+        rows.append(
+            {
+                "name": e.name,
+                "present": path.is_file(),
+                "path": str(path),
+                "layout": e.layout,
+                "audio_encoder": e.audio_encoder,
+                "text_model": e.text_model,
+                "size": e.size_hint,
+                "description": e.description,
+                "urls": list(e.urls),
+            }
+        )
     if as_json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -58,7 +73,11 @@ def run(args: argparse.Namespace) -> int:
         print(save_model(model, args.out, extra={"converted_from": str(args.source)}))
         return 0
     model = load_model(args.source)
-    info = {"source": str(args.source), "identity": model_identity(model), "config": model.config.to_dict(),
-            "extra": getattr(model, "checkpoint_extra", {})}
+    info = {
+        "source": str(args.source),
+        "identity": model_identity(model),
+        "config": model.config.to_dict(),
+        "extra": getattr(model, "checkpoint_extra", {}),
+    }
     print(json.dumps(info, indent=2, default=str))
     return 0

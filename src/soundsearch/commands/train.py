@@ -18,16 +18,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("recipe", nargs="?", help="recipe name or .toml path")
     p.add_argument("--list", action="store_true", help="list the packaged recipes and exit")
-    p.add_argument("--data", action="append", default=[], metavar="KIND:ROOT",
-                   help="a data source root, e.g. clotho:/data/clotho, audiocaps:/data/ac, "
-                   "wavcaps:/data/wavcaps, pairs:my.csv (repeat for several)")
+    p.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="KIND:ROOT",
+        help="a data source root, e.g. clotho:/data/clotho, audiocaps:/data/ac, "
+        "wavcaps:/data/wavcaps, pairs:my.csv (repeat for several)",
+    )
     p.add_argument("--out", help="output folder (default runs/<recipe>)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--init-from", help="stage 2: start from this checkpoint (sets init_from)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe key (dotted for nested: model.text.name=bert-base-uncased)")
-    p.add_argument("--audio-encoder", help="audio tower (passt-n, passt-s, passt-l, passt-s20, "
-                   "passt-s30, cnn10, cnn14); sets model.audio_encoder and its AudioSet init")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe key (dotted for nested: model.text.name=bert-base-uncased)",
+    )
+    p.add_argument(
+        "--audio-encoder",
+        help="audio tower (passt-n, passt-s, passt-l, passt-s20, "
+        "passt-s30, cnn10, cnn14); sets model.audio_encoder and its AudioSet init",
+    )
     p.add_argument("--devices", help="devices to use (e.g. 4 GPUs: --devices 4)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved recipe and exit")
     p.set_defaults(func=run)
@@ -61,10 +75,14 @@ def run(args: argparse.Namespace) -> int:
         from soundsearch.encoders import AUDIO_ENCODERS
 
         if args.audio_encoder not in AUDIO_ENCODERS:
-            raise UserError(f"unknown audio encoder {args.audio_encoder!r}; choose one of {', '.join(AUDIO_ENCODERS)}")
-        overrides[:0] = [f"model.audio_encoder={json.dumps(args.audio_encoder)}",
-                         "model.audio_overrides={}",
-                         f"audio_init={json.dumps(args.audio_encoder + '-audioset')}"]
+            raise UserError(
+                f"unknown audio encoder {args.audio_encoder!r}; choose one of {', '.join(AUDIO_ENCODERS)}"
+            )
+        overrides[:0] = [
+            f"model.audio_encoder={json.dumps(args.audio_encoder)}",
+            "model.audio_overrides={}",
+            f"audio_init={json.dumps(args.audio_encoder + '-audioset')}",
+        ]
     if args.devices:
         overrides.append(f"devices={args.devices}")
     cfg = load_recipe(args.recipe, overrides)
@@ -74,7 +92,13 @@ def run(args: argparse.Namespace) -> int:
     from soundsearch.train import train
 
     out = Path(args.out or Path("runs") / cfg.name)
-    train(cfg, _roots(args.data), out, resume=args.resume, progress=sys.stderr.isatty() and not args.quiet)
+    train(
+        cfg,
+        _roots(args.data),
+        out,
+        resume=args.resume,
+        progress=sys.stderr.isatty() and not args.quiet,
+    )
     best = out / "best.safetensors"
     print(f"done: {best if best.exists() else out}")
     return 0
