@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="inference device: cpu, cuda, cuda:1 (cpu)")
     p.add_argument(
         "--precision", choices=("auto", "fp32", "bf16"), default="auto",
-        help="acoustic inference precision (auto: bf16 on GPU, fp32 on CPU)",
+        help="acoustic inference precision (auto: bf16 on GPU and on CPUs with native bf16, else fp32)",
     )  # fmt: skip
     p.add_argument(
         "--ann", choices=("none", "faiss"), default=None,

