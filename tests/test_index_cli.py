@@ -181,3 +181,21 @@ def test_a_broken_index_file_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "index.db").write_bytes(b"this is not sqlite" * 100)
     assert main(["status", "--index", str(tmp_path)]) == 2
     assert "is not a usable soundsearch index" in capsys.readouterr().err
+
+
+def test_non_audio_files_are_counted_apart_from_errors(tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    (tmp_path / "notes.txt").write_text("not a sound")
+    (tmp_path / "cover.png").write_bytes(b"\x89PNG....")
+    sf.write(tmp_path / "beep.wav", np.zeros(3200, dtype=np.float32), 32000)
+    (tmp_path / "broken.wav").write_bytes(b"RIFF garbage")
+    index = tmp_path / "idx"
+    capsys.readouterr()
+    assert main(["index", str(tmp_path), "--index", str(index), "--no-progress", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["not_audio"], report["errors"], report["new"]) == (2, 1, 1)
+    assert main(["index", str(tmp_path), "--index", str(index), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "2 files are not audio" in out

@@ -97,6 +97,10 @@ def _print_report(index_dir: Path, report: IndexReport, rate: float) -> None:
         f"{report.unchanged} unchanged, {report.touched} touched (same content), "
         f"{report.removed} removed"
     )
+    if report.not_audio:
+        print(
+            f"  {report.not_audio} files are not audio (by extension): skipped, listed by `soundsearch status`"
+        )
     if report.errors or report.known_errors:
         print(
             f"  {report.errors} new errors, {report.known_errors} earlier errors not retried "

@@ -62,6 +62,7 @@ class IndexReport:
     removed: int = 0
     errors: int = 0  # files recorded as errors in this run
     known_errors: int = 0  # earlier errors, files unchanged, not retried
+    not_audio: int = 0  # files without an audio extension (recorded as "not-audio", not read)
     hidden: int = 0
     segments: int = 0
     seconds: float = 0.0
@@ -195,6 +196,7 @@ class Indexer:
             k = known.pop(c.path, None)
             err = known_err.pop(c.path, None)
             if not c.is_audio:
+                report.not_audio += 1
                 if err is None or err[:2] != (c.size, c.mtime_ns):
                     ext = Path(c.path).suffix or "(none)"
                     errors.append(_err(c, "not-audio", f"not an audio file (extension {ext})"))
@@ -216,7 +218,7 @@ class Indexer:
         problem_paths = {p.path for p in found.problems}
         gone_errors = [p for p in known_err if p not in problem_paths]
         report.removed = len(known)
-        report.errors += len(errors)
+        report.errors += sum(e.kind != "not-audio" for e in errors)
         self.store.write_batch([], errors, [], [k.id for k in known.values()], gone_errors)
         return tasks, cands
 
