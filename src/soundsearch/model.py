@@ -69,6 +69,10 @@ class DualEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.audio_encoder = build_audio_encoder(config.audio_encoder, **config.audio_overrides)
+        # The AudioSet classification heads take no part in retrieval: frozen, so that training
+        # (DDP especially) sees no parameter without a gradient.
+        for head in self.audio_encoder.classifier_modules():
+            head.requires_grad_(False)
         self.text_encoder = text_encoder or TextEncoder.from_pretrained(config.text)
         self.audio_proj = nn.Linear(self.audio_encoder.embed_dim, config.embed_dim)
         self.text_proj = nn.Linear(self.text_encoder.embed_dim, config.embed_dim)

@@ -364,6 +364,10 @@ class CnnAudioEncoder(nn.Module):
         self.segment_samples = int(segment_samples)
         self.pad_to_segment = pad_to_segment
 
+    def classifier_modules(self) -> list[nn.Module]:
+        """The AudioSet head (``fc_audioset``): kept for strict loading, unused by the embedding."""
+        return [self.net.fc_audioset]
+
     def forward(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor:
         """wave [N, L] float32 32 kHz, L <= segment_samples; lengths [N] -> [N, embed_dim]."""
         n, length = wave.shape

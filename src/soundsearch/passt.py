@@ -402,6 +402,10 @@ class PaSSTAudioEncoder(nn.Module):
                 f"{seconds} s segments do not fit a grid of {config.max_frames} frames"
             )
 
+    def classifier_modules(self) -> list[nn.Module]:
+        """The AudioSet heads: kept for strict loading, unused by the retrieval features."""
+        return [m for m in (self.net.head, self.net.head_dist) if m is not None]
+
     def forward(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor:
         """``lengths`` is accepted for the common interface; PaSST sees the zero-padded segment."""
         mel = self.frontend(wave)  # [N, 1, 128, T], float32

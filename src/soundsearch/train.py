@@ -208,7 +208,7 @@ def _validation_callback(cfg: TrainConfig, val_records: list, out: Path):
             if trainer.is_global_zero:
                 value.fill_(self._validate_and_save(module, epoch, trainer.global_step))
             value = trainer.strategy.broadcast(value, src=0)
-            module.log("val/mAP@10", value, sync_dist=False, rank_zero_only=True)
+            module.log("val/mAP@10", value, sync_dist=True)  # same value on every rank
 
         def _validate_and_save(self, module, epoch: int, step: int) -> float:
             model = module.model
@@ -271,7 +271,7 @@ def _checkpoint_callback(out: Path, every_n_steps: int):
 
         def _save(self, trainer) -> None:
             tmp = out / "last.ckpt.tmp"
-            trainer.save_checkpoint(str(tmp))
+            trainer.save_checkpoint(str(tmp), weights_only=False)
             if trainer.is_global_zero:
                 os.replace(tmp, out / "last.ckpt")
                 (out / "interrupted.ckpt").unlink(missing_ok=True)
@@ -287,7 +287,7 @@ def _checkpoint_callback(out: Path, every_n_steps: int):
         def on_exception(self, trainer, module, exception: BaseException) -> None:
             """Interrupted (Ctrl-C, a fatal data error): keep the progress of the current epoch."""
             tmp = out / "interrupted.ckpt.tmp"
-            trainer.save_checkpoint(str(tmp))
+            trainer.save_checkpoint(str(tmp), weights_only=False)
             if trainer.is_global_zero:
                 os.replace(tmp, out / "interrupted.ckpt")
                 log.warning(
@@ -333,8 +333,9 @@ def train(
     out: str | os.PathLike,
     resume: bool = False,
     progress: bool = True,
-) -> Path:
-    """Run the recipe; returns the output folder. ``resume`` continues from ``out/last.ckpt``."""
+) -> Path | None:
+    """Run the recipe; returns the output folder (None on the other ranks of a multi-process
+    run). ``resume`` continues from ``out/last.ckpt``."""
     pl = _lightning()
     from soundsearch.data.dataset import AudioCaptionDataset, make_loader
     from soundsearch.data.gpt import read_variations
@@ -422,7 +423,7 @@ def train(
         trainer.fit(module, train_dataloaders=loader, ckpt_path=str(ckpt) if resume else None)
     if dataset.failures:
         log.warning("%d unreadable audio files were skipped during training", dataset.failures)
-    return out
+    return out if trainer.is_global_zero else None
 
 
 def with_overrides(cfg: TrainConfig, **kw: Any) -> TrainConfig:

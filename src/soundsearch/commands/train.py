@@ -92,13 +92,14 @@ def run(args: argparse.Namespace) -> int:
     from soundsearch.train import train
 
     out = Path(args.out or Path("runs") / cfg.name)
-    train(
+    done = train(
         cfg,
         _roots(args.data),
         out,
         resume=args.resume,
         progress=sys.stderr.isatty() and not args.quiet,
     )
-    best = out / "best.safetensors"
-    print(f"done: {best if best.exists() else out}")
+    if done is not None:  # only the first process of a multi-GPU run reports
+        best = out / "best.safetensors"
+        print(f"done: {best if best.exists() else out}")
     return 0
