@@ -57,21 +57,12 @@ def source_specs(cfg: TrainConfig, roots: dict[str, str]) -> list[tuple[str, str
 
 
 def training_records(cfg: TrainConfig, roots: dict[str, str]) -> list:
-    from soundsearch.data import load_source
-    from soundsearch.data.filters import filter_freesound_ids, read_id_list
-    from soundsearch.data.records import ReadStats
+    """The union of the recipe's sources, duplicates dropped, leakage-filtered (counts logged)."""
+    from soundsearch.data import load_sources
 
-    stats = ReadStats()
-    records, seen = [], set()
-    for spec, split in source_specs(cfg, roots):
-        for r in load_source(spec, split, on_error=cfg.on_error, stats=stats):
-            if r.audio_id not in seen:
-                seen.add(r.audio_id)
-                records.append(r)
-    if cfg.leakage_ids:
-        records = filter_freesound_ids(records, read_id_list(cfg.leakage_ids), stats)
-    log.info("training data: %s", stats.summary())
-    return records
+    return load_sources(
+        source_specs(cfg, roots), exclude_freesound_ids=cfg.leakage_ids, on_error=cfg.on_error
+    )
 
 
 def validation_records(cfg: TrainConfig, roots: dict[str, str]) -> list:

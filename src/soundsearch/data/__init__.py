@@ -83,7 +83,7 @@ def load_source(
 
 
 def load_sources(
-    specs: Iterable[str],
+    specs: Iterable[str | tuple[str, str]],
     split: str = "train",
     *,
     exclude_freesound_ids: str | os.PathLike | set[str] | None = None,
@@ -93,14 +93,17 @@ def load_sources(
 ) -> list[AudioCaption]:
     """The union of several sources (training data), leakage-filtered, duplicates dropped.
 
+    An item of ``specs`` is a spec read at ``split``, or a (spec, split) pair with its own split.
+
     ``exclude_freesound_ids`` is a CSV of Freesound ids, or a set of them (e.g. ``freesound_ids``
     of the ClothoV2 evaluation records), whose records are removed (see
     :mod:`soundsearch.data.filters`).
     """
     stats = stats if stats is not None else ReadStats()
     records: list[AudioCaption] = []
-    for spec in specs:
-        records += load_source(spec, split, on_error=on_error, on_missing=on_missing, stats=stats)
+    for item in specs:
+        spec, part = (item, split) if isinstance(item, str) else item
+        records += load_source(spec, part, on_error=on_error, on_missing=on_missing, stats=stats)
     seen: set[str] = set()
     unique = []
     for r in records:
